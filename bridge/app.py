@@ -96,6 +96,13 @@ def start(config: Config, reactor: Any, port: int | None = None) -> Running:
             "config key 'recording.enabled': recording is not available in this "
             "version; leave it false"
         )
+    # browsers' media goes to the address the bridge serves on (aioice would
+    # otherwise offer every interface but loopback); all interfaces: no filter
+    from webrtc.ice import set_media_addresses
+
+    host = config.server.host
+    set_media_addresses(None if host in ("0.0.0.0", "::") else [host])
+
     state_dir = prepare_state_dir(config.state_dir)
     files = ensure_certificate(
         state_dir, config.server.tls_cert, config.server.tls_key, config.server.host
@@ -109,7 +116,6 @@ def start(config: Config, reactor: Any, port: int | None = None) -> Running:
         interface=config.server.host,
     )
     actual = listening.getHost().port
-    host = config.server.host
     shown = f"[{host}]" if ":" in host else host
     url = f"https://{shown}:{actual}"
     reactor.callWhenRunning(bridge.start)

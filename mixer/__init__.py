@@ -8,4 +8,10 @@ from .audio import SUPPORTED_RATES, AudioMixer, UnknownLegError
 from .jitter import BufferStats
 from .resample import Resampler
 
-__all__ = ["SUPPORTED_RATES", "AudioMixer", "BufferStats", "Resampler", "UnknownLegError"]
+__all__ = [
+    "SUPPORTED_RATES",
+    "AudioMixer",
+    "BufferStats",
+    "Resampler",
+    "UnknownLegError",
+]

@@ -236,9 +236,7 @@ class AudioMixer:
         self._mixed = self._tracker.select(
             self._level, self._last_loud, self._eligible, previously, now
         )
-        self._tracker.update_speaker(
-            self._level, self._last_loud, self._eligible, now
-        )
+        self._tracker.update_speaker(self._level, self._last_loud, self._eligible, now)
 
         # 3. contributions at the mixing rate
         contributions: list[Float32Array] = []
@@ -263,7 +261,11 @@ class AudioMixer:
             contributions.append(signal)
 
         if contributions:
-            stacked = np.concatenate(contributions) if len(contributions) > 1 else contributions[0]
+            stacked = (
+                np.concatenate(contributions)
+                if len(contributions) > 1
+                else contributions[0]
+            )
             total = stacked.sum(axis=0)
         else:
             stacked = np.zeros((0, self.frame), dtype=np.float32)

@@ -106,8 +106,8 @@ class RateGroupBuffer:
         self.target = grown(self.target, 0)  # type: ignore[assignment]
         self.window_min = grown(self.window_min, 0)  # type: ignore[assignment]
         self.last_underrun = grown(self.last_underrun, 0)  # type: ignore[assignment]
-        self.active = grown(self.active, 0)  # type: ignore[assignment]
-        self.had_audio = grown(self.had_audio, 0)  # type: ignore[assignment]
+        self.active = grown(self.active, 0)
+        self.had_audio = grown(self.had_audio, 0)
         self.stats.extend(BufferStats() for _ in range(capacity - old))
 
     @property
@@ -203,13 +203,13 @@ class RateGroupBuffer:
         if idle.any():
             frames[idle] = 0
             self.write[idle] = self.read + frame
-            for row in np.flatnonzero(idle & self.had_audio & self.active):
+            for row in np.flatnonzero(idle & self.had_audio & self.active).tolist():
                 self._underrun(row)
 
         # partial frames: the rest concealed, the row primed again
         short = (depth > 0) & (depth < frame) & self.active
         if short.any():
-            for row in np.flatnonzero(short):
+            for row in np.flatnonzero(short).tolist():
                 frames[row, depth[row] :] = 0
                 self._underrun(row)
                 target = int(self.target[row])
@@ -263,11 +263,11 @@ class RateGroupBuffer:
             self._repeat(int(row), int(min(-error[row], limit)))
 
         # a quiet spell lets the target shrink back
-        calm = self.active & (
-            self.tick_count - self.last_underrun > SHRINK_AFTER_TICKS
-        )
+        calm = self.active & (self.tick_count - self.last_underrun > SHRINK_AFTER_TICKS)
         if calm.any():
-            self.target[calm] = np.maximum(self.target[calm] - self.step, self.min_target)
+            self.target[calm] = np.maximum(
+                self.target[calm] - self.step, self.min_target
+            )
             self.last_underrun[calm] = self.tick_count
 
     def _repeat(self, row: int, count: int) -> None:

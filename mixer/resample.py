@@ -37,7 +37,9 @@ class Resampler:
 
     def __init__(self, rate_in: int, rate_out: int, frame_in: int) -> None:
         if rate_in <= 0 or rate_out <= 0:
-            raise ValueError(f"sample rates must be positive, got {rate_in}, {rate_out}")
+            raise ValueError(
+                f"sample rates must be positive, got {rate_in}, {rate_out}"
+            )
         if (frame_in * rate_out) % rate_in:
             raise ValueError(
                 f"a frame of {frame_in} samples at {rate_in} Hz is not a whole "
@@ -110,4 +112,5 @@ class Resampler:
             out: Float32Array = windows[:, :: self._down] @ self._proto_rev
             return out
         gathered = extended[:, self._index]  # channels x frame_out x taps
-        return (gathered * self._coef).sum(axis=2)
+        mixed: Float32Array = (gathered * self._coef).sum(axis=2)
+        return mixed

@@ -97,7 +97,9 @@ class SpeakerTracker:
         if current is not None and not eligible[current]:
             current = None
         loud = eligible & (levels > SPEECH_THRESHOLD_DB)
-        candidate = int(np.argmax(np.where(loud, levels, -np.inf))) if loud.any() else None
+        candidate = (
+            int(np.argmax(np.where(loud, levels, -np.inf))) if loud.any() else None
+        )
 
         if current is None or now - last_loud[current] > self.hangover:
             current = candidate

@@ -37,8 +37,14 @@ def build_frames(rate: int, frame_ms: int, talker: bool, seed: int) -> bytes:
     return signal.astype("<i2").tobytes()
 
 
-def run(participants: int, ticks: int, rates: list[int], talkers: int,
-        max_mixed: int, warmup: int) -> dict[str, object]:
+def run(
+    participants: int,
+    ticks: int,
+    rates: list[int],
+    talkers: int,
+    max_mixed: int,
+    warmup: int,
+) -> dict[str, object]:
     mixer = AudioMixer(max_mixed=max_mixed)
     frame_ms = mixer.frame_ms
     legs = []
@@ -83,10 +89,17 @@ def main() -> int:
     parser.add_argument("--participants", type=int, default=100)
     parser.add_argument("--ticks", type=int, default=1000, help="at least 500")
     parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--rates", default="8000,16000,48000",
-                        help="comma-separated leg rates, cycled over the legs")
-    parser.add_argument("--talkers", type=int, default=4,
-                        help="legs sending speech-level tones (the rest send noise)")
+    parser.add_argument(
+        "--rates",
+        default="8000,16000,48000",
+        help="comma-separated leg rates, cycled over the legs",
+    )
+    parser.add_argument(
+        "--talkers",
+        type=int,
+        default=4,
+        help="legs sending speech-level tones (the rest send noise)",
+    )
     parser.add_argument("--max-mixed", type=int, default=16)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
@@ -99,8 +112,9 @@ def main() -> int:
     except ValueError:
         parser.error(f"--rates must be integers, got {args.rates!r}")
 
-    result = run(args.participants, args.ticks, rates, args.talkers,
-                 args.max_mixed, args.warmup)
+    result = run(
+        args.participants, args.ticks, rates, args.talkers, args.max_mixed, args.warmup
+    )
     if args.json:
         print(json.dumps(result))
     else:
