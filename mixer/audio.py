@@ -55,7 +55,6 @@ class _Leg:
     buffer: RateGroupBuffer
     muted: bool = False
     gain: float = 1.0
-    last_push: float | None = None
 
 
 @dataclass
@@ -187,7 +186,7 @@ class AudioMixer:
 
     def buffer_stats(self, leg_id: str) -> BufferStats:
         leg = self._leg(leg_id)
-        return self._groups[leg.rate].buffer.stats[leg.row]
+        return self._groups[leg.rate].buffer.row_stats(leg.row)
 
     def buffered_ms(self, leg_id: str) -> float:
         leg = self._leg(leg_id)
@@ -203,7 +202,6 @@ class AudioMixer:
             raise UnknownLegError(leg_id)
         if (pcm.dtype is not _INT16 and pcm.dtype != _INT16) or pcm.ndim != 1:
             raise ValueError(f"audio must be 1-D int16, got {pcm.ndim}-D {pcm.dtype}")
-        leg.last_push = now
         leg.buffer.push(leg.row, pcm)
 
     def tick(self, now: float) -> dict[str, Int16Array]:

@@ -43,7 +43,6 @@ class BufferStats:
     """Counters of one leg's input buffer."""
 
     frames_pushed: int = 0
-    samples_pushed: int = 0
     underruns: int = 0
     overflows: int = 0
     samples_dropped: int = 0
@@ -78,6 +77,7 @@ class RateGroupBuffer:
         # write positions live in a list between ticks (cheap to bump one by
         # one) and in an array during a tick (cheap to work on all at once)
         self._writes: list[int] = []
+        self._pushed: list[int] = []
         self._lines: list[Int16Array] = []
         self._limit = self.ring_len - frame
         self.write: Int64Array = np.zeros(0, dtype=np.int64)
@@ -102,6 +102,7 @@ class RateGroupBuffer:
 
         self.ring = grown(self.ring, 0)  # type: ignore[assignment]
         self._writes.extend([self.read] * (capacity - old))
+        self._pushed.extend([0] * (capacity - old))
         self._lines = list(self.ring)
         self.target = grown(self.target, 0)  # type: ignore[assignment]
         self.window_min = grown(self.window_min, 0)  # type: ignore[assignment]
@@ -126,6 +127,7 @@ class RateGroupBuffer:
         self.target[row] = self.initial_target
         self.last_underrun[row] = self.tick_count
         self.stats[row] = BufferStats()
+        self._pushed[row] = 0
         self._prime(row)
         return row
 
@@ -133,6 +135,12 @@ class RateGroupBuffer:
         self.active[row] = False
         self.ring[row] = 0
         self._writes[row] = self.read
+
+    def row_stats(self, row: int) -> BufferStats:
+        """The counters of one row (frames pushed counted on the hot path)."""
+        stats = self.stats[row]
+        stats.frames_pushed = self._pushed[row]
+        return stats
 
     def depth(self, row: int) -> int:
         """Samples buffered for ``row`` and not yet taken by the mixer."""
@@ -156,10 +164,8 @@ class RateGroupBuffer:
     def push(self, row: int, samples: Int16Array) -> None:
         """Appends a leg's samples (int16, its own rate) to its buffer."""
         # the hot path: plain ints and a row view, no numpy scalars
-        count = samples.shape[0]
-        stats = self.stats[row]
-        stats.frames_pushed += 1
-        stats.samples_pushed += count
+        count = len(samples)
+        self._pushed[row] += 1
 
         writes = self._writes
         write = writes[row]
@@ -168,6 +174,7 @@ class RateGroupBuffer:
             self._prime(row)
             write = writes[row]
         if write + count - self.read > self._limit:
+            stats = self.stats[row]
             stats.overflows += 1
             stats.samples_dropped += count
             return
