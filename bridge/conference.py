@@ -243,12 +243,22 @@ class Conference:
                 info["level_db"] = round(self.mixer.level(leg_id), 1)
                 info["speaking"] = self.mixer.is_speaking(leg_id)
                 info["muted_by_host"] = self.mixer.is_muted(leg_id)
+                stats = self.mixer.buffer_stats(leg_id)
+                info["media"] = {
+                    "frames_received": stats.frames_pushed,
+                    "buffered_ms": round(self.mixer.buffered_ms(leg_id), 2),
+                    "underruns": stats.underruns,
+                    "overflows": stats.overflows,
+                    "samples_dropped": stats.samples_dropped,
+                    "samples_repeated": stats.samples_repeated,
+                }
             info["active_speaker"] = leg_id == speaker
             legs.append(info)
         ended = [dict(gone.info, leg=leg_id) for leg_id, gone in self._departed.items()]
         return {
             "room": self.room,
             "recording": self.recording,
+            "mixer_ticks": self.ticks,
             "participants": len(self._members),
             "active_speaker": speaker,
             "legs": legs,
