@@ -277,9 +277,11 @@ class Bridge:
                 self._forget_old_failures(now)
                 self._failures[peer_address] = (count + 1, now)
                 self.audit.record("join-refused", room, address=peer_address)
-                return task.deferLater(
-                    self.reactor, delay, _raise, AuthenticationFailed("refused")
-                )
+
+                def refuse() -> Conference:
+                    raise AuthenticationFailed("refused")
+
+                return task.deferLater(self.reactor, delay, refuse)
             self._failures.pop(peer_address, None)
             return task.deferLater(self.reactor, 0, lambda: self.conference(room))
 
@@ -294,10 +296,6 @@ class Bridge:
         ]
         for address in stale:
             del self._failures[address]
-
-
-def _raise(exc: Exception) -> None:
-    raise exc
 
 
 # a real scrypt hash of a random password, so unknown rooms cost the same time

@@ -94,7 +94,7 @@ def self_signed(host: str, common_name: str = "carebridge") -> tuple[bytes, byte
     return cert_pem, key_pem
 
 
-def server_context(files: TlsFiles) -> ssl.ContextFactory:
+def server_context(files: TlsFiles) -> ssl.CertificateOptions:
     """A Twisted context factory: TLS 1.2 or newer, forward-secret AEAD ciphers."""
     with open(files.cert, "rb") as handle:
         cert = ssl.Certificate.loadPEM(handle.read())

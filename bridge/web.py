@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import defer
 from twisted.python.failure import Failure
@@ -64,7 +64,7 @@ def _secure(request: Request) -> None:
 
 
 def _send_json(request: Request, status: int, body: dict[str, Any]) -> None:
-    if request.finished or request._disconnected:  # type: ignore[attr-defined]
+    if request.finished or request._disconnected:
         return
     request.setResponseCode(status)
     request.setHeader(b"Content-Type", b"application/json")
@@ -131,8 +131,8 @@ class HostApi(Resource):
         return NOT_DONE_YET
 
     def _failed(self, request: Request, failure: Failure) -> None:
-        if failure.check(ApiError):
-            error = failure.value
+        error = failure.value
+        if isinstance(error, ApiError):
             _send_json(request, error.status, {"error": error.message})
             return
         logger.error("host API request failed: %s", failure.getTraceback())
@@ -140,7 +140,7 @@ class HostApi(Resource):
 
     def _route(self, request: Request) -> Any:
         # postpath after /api/rooms: [room, action, ...]
-        parts = [part.decode("utf-8", "replace") for part in request.postpath]
+        parts = [part.decode("utf-8", "replace") for part in request.postpath or []]
         method = request.method.decode("ascii", "replace")
         if len(parts) < 2 or not parts[0]:
             raise ApiError(404, "no such API path")
@@ -235,7 +235,7 @@ class JoinPages(Resource):
     def getChild(self, path: bytes, request: Request) -> Resource:
         if not ROOM_NAME.match(path.decode("utf-8", "replace")):
             return _NotFound()
-        if request.postpath == [b"ws"]:
+        if request.postpath == [b"ws"] and request.prepath is not None:
             request.prepath.append(request.postpath.pop())
             return self._signalling
         if request.postpath not in ([], [b""]):
@@ -280,7 +280,7 @@ class _Index(Resource):
 
 
 def build_site(bridge: Bridge) -> Site:
-    from webrtc.ws import signalling_resource
+    from webrtc.ws import RoomDirectory, signalling_resource
 
     static_dir = str(resources.files("bridge") / "static")
     root = _Index()
@@ -290,11 +290,15 @@ def build_site(bridge: Bridge) -> Site:
     api.putChild(b"health", Health(bridge))
     root.putChild(b"api", api)
     static = File(static_dir)
-    static.childNotFound = _NotFound()
+    static.childNotFound = _NotFound()  # type: ignore[assignment]
     root.putChild(b"static", static)
     root.putChild(
         b"rooms",
-        JoinPages(bridge, static_dir, signalling_resource(bridge, bridge.reactor)),
+        JoinPages(
+            bridge,
+            static_dir,
+            signalling_resource(cast("RoomDirectory", bridge), bridge.reactor),
+        ),
     )
     site = Site(root)
     site.displayTracebacks = False
