@@ -87,7 +87,7 @@ class Conference:
         )
         self._members: dict[str, _Member] = {}
         self._departed: dict[str, _Departed] = {}
-        self._video_speaker: str | None = None
+        self._floor: list[str] = []  # recent active speakers, latest first
         self.ticks = 0
 
     # membership
@@ -160,8 +160,8 @@ class Conference:
         info = dict(member.leg.roster_info())
         info["ended_reason"] = reason
         self._departed[leg_id] = _Departed(info, self._now())
-        if self._video_speaker == leg_id:
-            self._video_speaker = None
+        if leg_id in self._floor:
+            self._floor.remove(leg_id)
         logger.info("room %s: leg %s removed (%s)", self.room, leg_id, reason)
 
     # media
@@ -191,27 +191,29 @@ class Conference:
         self._update_video()
 
     def _update_video(self) -> None:
-        # until composition lands: everyone sees whoever last spoke with video
+        # until composition lands: each browser sees the active speaker (the
+        # last one while nobody speaks), never itself; an audio-only speaker
+        # shows as a tile with their name
         speaker = self.mixer.active_speaker
-        if speaker is not None:
-            leg = self.get(speaker)
-            if leg is not None and getattr(leg, "latest_video_frame", None) is not None:
-                self._video_speaker = speaker
-        shown = self.get(self._video_speaker) if self._video_speaker else None
+        if speaker is not None and (not self._floor or self._floor[0] != speaker):
+            self._floor = [speaker] + [leg for leg in self._floor if leg != speaker][:3]
         for member in self._members.values():
-            leg = member.leg
-            show = getattr(leg, "show_video", None)
+            viewer = member.leg
+            show = getattr(viewer, "show_video", None)
             if show is None:
                 continue
-            source = shown
-            if source is leg or source is None:
-                source = self._other_with_video(leg)
+            source = self._source_for(viewer)
             if source is None:
-                show(None, leg.display_name)
-            else:
-                show(source.latest_video_frame, source.display_name)
+                show(None, "waiting for others")
+                continue
+            frame = getattr(source, "latest_video_frame", None)
+            show(frame, source.display_name)
 
-    def _other_with_video(self, viewer: Any) -> Any | None:
+    def _source_for(self, viewer: Any) -> Any | None:
+        for leg_id in self._floor:
+            member = self._members.get(leg_id)
+            if member is not None and member.leg is not viewer:
+                return member.leg
         for member in self._members.values():
             leg = member.leg
             if (
