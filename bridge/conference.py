@@ -178,6 +178,12 @@ class Conference:
         """One frame: mix, hand each leg its audio, update what legs see."""
         self.ticks += 1
         out = self.mixer.tick(now)
+        for waiting in list(self._members.values()):
+            if not waiting.mixed:
+                # legs on the way in (a phone typing its PIN) get their prompts
+                idle = getattr(waiting.leg, "tick_unmixed", None)
+                if idle is not None:
+                    idle(now)
         for leg_id, pcm in out.items():
             member = self._members.get(leg_id)
             if member is None:

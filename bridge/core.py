@@ -24,7 +24,9 @@ from .audit import AUDIT_NAME, AuditLog
 from .clock import MediaClock
 from .conference import Conference
 from .config import Config
+from .confirm import PinGate, check_pin
 from .phone import PhoneLeg
+from .prompts import Prompts
 from .rooms import RoomStore, verify_host_key, verify_password
 
 logger = logging.getLogger(__name__)
@@ -70,6 +72,7 @@ class Bridge:
         self._phones: dict[str, tuple[str, PhoneLeg]] = {}
         self._failures: dict[str, tuple[int, float]] = {}
         self.sip: Any = None
+        self._prompts: Prompts | None = None
         for declaration in config.declared_rooms:
             self.store.declare(declaration)
         if config.sip.enabled:
@@ -164,16 +167,43 @@ class Bridge:
 
     # dial-out
 
-    def dial(self, room: str, uri: str, display_name: str | None = None) -> PhoneLeg:
-        """Calls ``uri`` into ``room``; the leg joins the mix when answered."""
+    def dial(
+        self,
+        room: str,
+        uri: str,
+        display_name: str | None = None,
+        pin: str | None = None,
+    ) -> PhoneLeg:
+        """Calls ``uri`` into ``room``.
+
+        Without a PIN the leg joins the mix when answered; with one, only
+        after the person has typed it on the keypad (three attempts).
+        """
         check_sip_uri(uri)
+        if pin is not None:
+            check_pin(pin)
         if self.sip is None:
             raise Unavailable("SIP is disabled in this bridge's configuration")
         name = (display_name or uri.split(":", 1)[1].split("@")[0])[:MAX_DISPLAY_NAME]
         leg_id = "p-" + secrets.token_hex(6)
         conference = self.conference(room)
+        rate = self.sip_rate
+        gate = None
+        if pin is not None:
+            frame = rate * self.config.media.frame_ms // 1000
+            gate = PinGate(pin, self.prompts(rate).get, frame)
         leg = PhoneLeg(
-            leg_id, uri, name, self.sip_rate, self.sip.send_audio, self.sip.hangup
+            leg_id,
+            uri,
+            name,
+            rate,
+            self.sip.send_audio,
+            self.sip.hangup,
+            gate=gate,
+            now=self.reactor.seconds,
+        )
+        leg.on_confirmation = lambda leg_id, outcome: self._confirmed(
+            room, leg, outcome
         )
         conference.add_leg(leg, rate=leg.rate, mixed=False)
         self._phones[leg_id] = (room, leg)
@@ -184,8 +214,36 @@ class Bridge:
             conference.remove_leg(leg_id, f"dial failed: {exc}")
             self.audit.record("dialout-refused", room, leg=leg_id, reason=str(exc))
             raise
-        self.audit.record("dialout", room, leg=leg_id, uri=uri, name=name)
+        self.audit.record(
+            "dialout",
+            room,
+            leg=leg_id,
+            uri=uri,
+            name=name,
+            pin_required=gate is not None,
+        )
         return leg
+
+    def prompts(self, rate: int) -> Prompts:
+        if self._prompts is None or self._prompts.rate != rate:
+            self._prompts = Prompts(self.state_dir / "prompts", rate)
+        return self._prompts
+
+    def _confirmed(self, room: str, leg: PhoneLeg, outcome: str) -> None:
+        conference = self.conferences.get(room)
+        gate = leg.gate
+        attempts = gate.attempts_made if gate is not None else 0
+        if outcome == "accepted":
+            self.audit.record("pin-accepted", room, leg=leg.leg_id, attempts=attempts)
+            if conference is not None and leg.leg_id in conference:
+                conference.start_mixing(leg.leg_id)
+            return
+        failure = gate.failure if gate is not None else None
+        leg.end_reason = f"PIN not confirmed ({failure or 'refused'})"
+        self.audit.record(
+            "pin-refused", room, leg=leg.leg_id, attempts=attempts, why=failure
+        )
+        leg.hangup()
 
     @property
     def sip_rate(self) -> int:
@@ -209,7 +267,8 @@ class Bridge:
             self.audit.record(
                 "answered", room, leg=leg_id, codec=event.codec, srtp=event.srtp_suite
             )
-            conference.start_mixing(leg_id)
+            if leg.gate is None:
+                conference.start_mixing(leg_id)
         elif event.terminal:
             del self._phones[leg_id]
             detail = {"status": event.status, "by": event.by, "reason": event.reason}
@@ -219,7 +278,7 @@ class Bridge:
                 leg=leg_id,
                 **{key: value for key, value in detail.items() if value is not None},
             )
-            conference.remove_leg(leg_id, event.kind)
+            conference.remove_leg(leg_id, leg.end_reason or event.kind)
 
     def _sip_audio(self, leg_id: str, pcm: Any) -> None:
         entry = self._phones.get(leg_id)

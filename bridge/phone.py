@@ -19,6 +19,8 @@ import numpy.typing as npt
 
 from sip.events import CallEvent
 
+from .confirm import PinGate
+
 logger = logging.getLogger(__name__)
 
 Pcm = npt.NDArray[np.int16]
@@ -28,6 +30,7 @@ STATES = (
     "dialing",
     "trying",
     "ringing",
+    "confirming",
     "connected",
     "busy",
     "no-answer",
@@ -49,6 +52,8 @@ class PhoneLeg:
         rate: int,
         send_audio: Callable[[str, Pcm], None],
         hangup: Callable[[str], None],
+        gate: PinGate | None = None,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.leg_id = leg_id
         self.uri = uri
@@ -61,9 +66,15 @@ class PhoneLeg:
         self.reason: str | None = None
         self.ended_by: str | None = None
         self.answered_at: float | None = None
-        self.digits: list[str] = []
         self.on_audio: Callable[[str, Pcm], None] | None = None
         self.on_digit: Callable[[str, str], None] | None = None
+        #: called once with "accepted" or "refused" when a PIN gate decides
+        self.on_confirmation: Callable[[str, str], None] | None = None
+        #: why the bridge ended the call, if it did (shown on the roster)
+        self.end_reason: str | None = None
+        self.gate = gate
+        self._now = now
+        self._confirmation_reported = False
         self._send_audio = send_audio
         self._hangup = hangup
         self.frames_in = 0
@@ -83,15 +94,21 @@ class PhoneLeg:
     def handle(self, event: CallEvent) -> None:
         """Follows one call event from the SIP side."""
         if event.kind == "dtmf":
+            # digits may be a PIN: kept by the gate only, never listed
             if event.digit is not None:
-                self.digits.append(event.digit)
-                if self.on_digit is not None:
+                if self.gate is not None and self.state == "confirming":
+                    self.gate.digit(event.digit, self._now())
+                elif self.on_digit is not None:
                     self.on_digit(self.leg_id, event.digit)
             return
         if self.terminal:
             return
         if event.kind == "answered":
-            self.state = "connected"
+            if self.gate is not None:
+                self.state = "confirming"
+                self.gate.start(self._now())
+            else:
+                self.state = "connected"
             self.codec = event.codec
             self.srtp_suite = event.srtp_suite
             self.answered_at = time.time()
@@ -113,6 +130,19 @@ class PhoneLeg:
         if self.on_audio is not None:
             self.on_audio(self.leg_id, pcm)
 
+    def tick_unmixed(self, now: float) -> None:
+        """A tick while out of the mix: play the PIN gate's prompts."""
+        gate = self.gate
+        if gate is None or self.state != "confirming":
+            return
+        self._send_audio(self.leg_id, gate.next_frame(now))
+        if gate.outcome is not None and not self._confirmation_reported:
+            self._confirmation_reported = True
+            if gate.outcome == "accepted":
+                self.state = "connected"
+            if self.on_confirmation is not None:
+                self.on_confirmation(self.leg_id, gate.outcome)
+
     def deliver_audio(self, pcm: Pcm) -> None:
         if self.state == "connected":
             self.frames_out += 1
@@ -131,10 +161,15 @@ class PhoneLeg:
             "codec": self.codec,
             "srtp_suite": self.srtp_suite,
             "encrypted": self.srtp_suite is not None,
+            "pin_required": self.gate is not None,
         }
+        if self.gate is not None:
+            info["pin_attempts"] = self.gate.attempts_made
         if self.status is not None:
             info["sip_status"] = self.status
-        if self.reason:
+        if self.end_reason:
+            info["reason"] = self.end_reason
+        elif self.reason:
             info["reason"] = self.reason
         if self.ended_by:
             info["ended_by"] = self.ended_by

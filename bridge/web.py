@@ -6,7 +6,8 @@
 ``/api/health``              liveness, no authentication
 ``/api/rooms/{room}/...``    the host API, authenticated with the host key:
 
-    POST   /api/rooms/{room}/dialout     {"uri": "sips:...", "display_name": ...}
+    POST   /api/rooms/{room}/dialout     {"uri": "sips:...", "display_name": ...,
+                                          "pin": "2468" (optional)}
     GET    /api/rooms/{room}/roster
     DELETE /api/rooms/{room}/legs/{id}
 
@@ -32,6 +33,7 @@ from twisted.web.static import File
 
 from .conference import ConferenceFull
 from .config import ROOM_NAME
+from .confirm import PIN_PATTERN
 from .core import AccessDenied, Bridge, NotFound, Unavailable
 
 logger = logging.getLogger(__name__)
@@ -171,7 +173,7 @@ class HostApi(Resource):
 
     def _dialout(self, room: str, request: Request) -> tuple[int, dict[str, Any]]:
         body = _json_body(request)
-        unknown = sorted(set(body) - {"uri", "display_name"})
+        unknown = sorted(set(body) - {"uri", "display_name", "pin"})
         if unknown:
             raise ApiError(400, f"unknown field(s): {', '.join(unknown)}")
         uri = body.get("uri")
@@ -182,8 +184,11 @@ class HostApi(Resource):
             raise ApiError(
                 400, "field 'display_name' must be a string of 1 to 64 characters"
             )
+        pin = body.get("pin")
+        if pin is not None and not (isinstance(pin, str) and PIN_PATTERN.match(pin)):
+            raise ApiError(400, "field 'pin' must be a string of 4 to 12 digits")
         try:
-            leg = self._bridge.dial(room, uri, name)
+            leg = self._bridge.dial(room, uri, name, pin)
         except Unavailable as exc:
             raise ApiError(503, str(exc)) from None
         except ConferenceFull as exc:
@@ -194,7 +199,12 @@ class HostApi(Resource):
             if type(exc).__name__ == "CapacityError":
                 raise ApiError(503, str(exc)) from None
             raise
-        return 201, {"leg": leg.leg_id, "state": leg.state, "uri": leg.uri}
+        return 201, {
+            "leg": leg.leg_id,
+            "state": leg.state,
+            "uri": leg.uri,
+            "pin_required": leg.gate is not None,
+        }
 
     def _expel(self, room: str, leg_id: str) -> Any:
         try:

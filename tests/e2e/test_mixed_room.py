@@ -11,13 +11,10 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.bridge.harness import BridgeProcess, write_config
-from tests.e2e.baresip import Phone, Pki, make_pki, read_wav, tone_levels
+from tests.e2e.baresip import Phone, read_wav, tone_levels
 from tests.e2e.browser import Chromium, tone_power
 from tests.e2e.test_phones import Host
 
@@ -30,23 +27,6 @@ pytestmark = [
 ]
 
 A_HZ, B_HZ, PHONE_HZ = 440.0, 880.0, 1000.0
-
-
-@pytest.fixture
-def pki(tmp_path: Path) -> Pki:
-    directory = tmp_path / "pki"
-    directory.mkdir()
-    return make_pki(str(directory))
-
-
-@pytest.fixture
-def bridge(tmp_path: Path, pki: Pki) -> Iterator[BridgeProcess]:
-    config = write_config(tmp_path, sip=True, extra=f'ca_file = "{pki.ca_file}"')
-    process = BridgeProcess(config, log_level="info")
-    try:
-        yield process
-    finally:
-        process.close()
 
 
 def test_browsers_and_a_phone_share_one_conference(bridge, pki) -> None:

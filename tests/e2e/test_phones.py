@@ -13,50 +13,17 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.bridge.harness import BridgeProcess, wait_for, write_config
-from tests.e2e.baresip import Phone, Pki, make_pki, read_wav, tone_levels
+from tests.bridge.harness import BridgeProcess, wait_for
+from tests.e2e.baresip import read_wav, tone_levels
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("baresip") is None, reason="needs baresip"),
     pytest.mark.timeout(180),
 ]
-
-
-@pytest.fixture
-def pki(tmp_path: Path) -> Pki:
-    directory = tmp_path / "pki"
-    directory.mkdir()
-    return make_pki(str(directory))
-
-
-@pytest.fixture
-def bridge(tmp_path: Path, pki: Pki) -> Iterator[BridgeProcess]:
-    config = write_config(tmp_path, sip=True, extra=f'ca_file = "{pki.ca_file}"')
-    process = BridgeProcess(config, log_level="info")
-    try:
-        yield process
-    finally:
-        process.close()
-
-
-@pytest.fixture
-def phones(pki: Pki) -> Iterator[Callable[..., Phone]]:
-    started: list[Phone] = []
-
-    def start(tone_hz: float, **kwargs: Any) -> Phone:
-        phone = Phone(pki, tone_hz, **kwargs).start()
-        started.append(phone)
-        return phone
-
-    yield start
-    for phone in started:
-        phone.stop()
 
 
 class Host:
