@@ -9,6 +9,7 @@ up for several frames the clock catches up with back-to-back ticks (at most
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -17,6 +18,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 logger = logging.getLogger(__name__)
 
 MAX_CATCH_UP = 5
+LATENESS_WINDOW = 500
 
 
 class MediaClock:
@@ -35,6 +37,9 @@ class MediaClock:
         self.late_ticks = 0
         self.skipped_ticks = 0
         self.busy_seconds = 0.0
+        # how late each recent tick started, for the health figures
+        self._lateness: deque[float] = deque(maxlen=LATENESS_WINDOW)
+        self.late_max = 0.0
 
     @property
     def running(self) -> bool:
@@ -53,6 +58,9 @@ class MediaClock:
 
     def _fire(self) -> None:
         now = self._reactor.seconds()
+        lateness = max(0.0, now - self._deadline)
+        self._lateness.append(lateness)
+        self.late_max = max(self.late_max, lateness)
         behind = int((now - self._deadline) / self.frame)
         if behind > MAX_CATCH_UP:
             skipped = behind - MAX_CATCH_UP
@@ -79,9 +87,13 @@ class MediaClock:
                 logger.exception("conference %s: tick failed", conference.room)
 
     def stats(self) -> dict[str, Any]:
+        recent = sorted(self._lateness)
+        p99 = recent[int(0.99 * (len(recent) - 1))] if recent else 0.0
         return {
             "ticks": self.ticks,
             "late_ticks": self.late_ticks,
             "skipped_ticks": self.skipped_ticks,
             "busy_seconds": round(self.busy_seconds, 3),
+            "late_ms_p99": round(1000.0 * p99, 2),
+            "late_ms_max": round(1000.0 * self.late_max, 2),
         }

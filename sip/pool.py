@@ -9,6 +9,12 @@ does not pay for a pjsua start-up.
 
 A worker that dies takes only its own legs down: each gets a "dropped" event
 and the next dial goes to a live or new worker.
+
+While its calls carry audio a worker reports, once a second, how long frames
+towards each call waited in its inbox; the pool answers each report with a
+time stamp, and both sides work out the one-way delay of their pipe from
+``time.monotonic()`` (one clock for all processes on Linux).
+:meth:`SipService.workers` shows the latest figures.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +83,12 @@ class _Worker:
     ready_waiters: list[defer.Deferred[None]] = field(default_factory=list)
     ended: defer.Deferred[None] = field(default_factory=defer.Deferred)
     reap_call: Any = None
+    # the latest ``stats`` report: pipe delays (ms) and per-leg inbox waits
+    pipe_to_worker_ms: float | None = None
+    pipe_from_worker_ms: float | None = None
+    queues: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # SIP listener port by transport ("tls"; "udp", "tcp" in lab mode)
+    listen: dict[str, int] = field(default_factory=dict)
 
     def take_slot(self) -> int:
         while self.next_slot in self.slots:
@@ -273,6 +286,13 @@ class SipService:
         worker.proto.send(encode_audio(worker.legs[leg_id], pcm.tobytes()))
 
     def workers(self) -> list[dict[str, Any]]:
+        """Every worker, with the delays of its latest ``stats`` report.
+
+        ``pipe_to_worker_ms``/``pipe_from_worker_ms``: one-way delay of a
+        message through the worker's stdin/stdout pipes, reading included;
+        ``queues``: per leg, frames sent to the phone in the report's second
+        and their mean and longest wait in the worker's inbox (ms).
+        """
         return [
             {
                 "pid": w.pid,
@@ -280,6 +300,14 @@ class SipService:
                 "alive": w.alive,
                 "ready": w.ready,
                 "legs": sorted(w.legs),
+                "listen": dict(w.listen),
+                "pipe_to_worker_ms": w.pipe_to_worker_ms,
+                "pipe_from_worker_ms": w.pipe_from_worker_ms,
+                "queues": {
+                    leg_id: stats
+                    for leg_id, stats in w.queues.items()
+                    if leg_id in w.legs
+                },
             }
             for w in self._workers
         ]
@@ -349,6 +377,9 @@ class SipService:
             self._worker_event(worker, body)
         elif kind == "ready":
             worker.ready = True
+            listen = body.get("listen")
+            if isinstance(listen, dict):
+                worker.listen = {str(k): int(v) for k, v in listen.items()}
             waiters, worker.ready_waiters = worker.ready_waiters, []
             for d in waiters:
                 d.callback(None)
@@ -358,11 +389,34 @@ class SipService:
             ping = self._pings.pop(int(body.get("id", -1)), None)
             if ping is not None:
                 ping.callback(self._now() - float(body["t"]))
+        elif kind == "stats":
+            self._worker_stats(worker, body)
         elif kind == "fatal":
             worker.fatal = str(body.get("reason"))
             logger.error("worker %s failed: %s", worker.pid, worker.fatal)
         else:
             logger.warning("worker %s sent unknown message %s", worker.pid, kind)
+
+    def _worker_stats(self, worker: _Worker, body: dict[str, Any]) -> None:
+        now = time.monotonic()
+        try:
+            sent = float(body["t"])
+            to_worker = body.get("to_worker_ms")
+            legs = body["legs"]
+            worker.queues = {
+                str(leg_id): {
+                    "frames": int(stats["frames"]),
+                    "queue_ms": float(stats["queue_ms"]),
+                    "queue_ms_max": float(stats["queue_ms_max"]),
+                }
+                for leg_id, stats in legs.items()
+            }
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            logger.warning("worker %s sent bad stats: %s", worker.pid, exc)
+            return
+        worker.pipe_from_worker_ms = round(1000.0 * (now - sent), 3)
+        worker.pipe_to_worker_ms = None if to_worker is None else float(to_worker)
+        worker.proto.send(encode_control({"type": "stamp", "t": time.monotonic()}))
 
     def _worker_event(self, worker: _Worker, body: dict[str, Any]) -> None:
         leg_id = body.get("leg")

@@ -11,16 +11,25 @@ Threads (see DESIGN.md, "Facts measured"):
 - main: pumps ``libHandleEvents`` (which releases the GIL) and runs every
   pjsua call: dial, hang up, timers, shutdown;
 - reader: blocks in ``os.read`` on the control pipe; queues control messages
-  for main and drops audio straight into each call's inbox;
+  for main and drops audio straight into each call's inbox, stamped with its
+  arrival time;
 - pjsua's clock thread: every port's ``onFrameRequested``/``onFrameReceived``;
-  received audio is written to the pipe right there, without a queue;
+  received audio is written to the pipe right there, without a queue; a frame
+  taken from an inbox adds its wait there to the port's :class:`QueueStats`;
 - pjsua's media thread: RFC 4733 DTMF callbacks.
 
 Messages in: ``config`` (first, once), ``dial`` {leg, slot, uri},
-``hangup`` {leg}, ``echo`` {...}, ``shutdown``; audio frames by slot.
-Messages out: ``ready`` {pid}, ``event`` {leg, kind, ...}, ``echo`` (the
-same body, sent back by the reader thread), ``fatal`` {reason}; audio frames
+``hangup`` {leg}, ``echo`` {...}, ``stamp`` {t}, ``shutdown``; audio frames
 by slot.
+Messages out: ``ready`` {pid, listen: {transport: port}}, ``event`` {leg,
+kind, ...}, ``echo`` (the same body, sent back by the reader thread),
+``stats`` {t, to_worker_ms, legs: {leg: {frames, queue_ms, queue_ms_max}}}
+every ``STATS_INTERVAL`` while a call carries audio, ``fatal`` {reason};
+audio frames by slot.
+
+Times in ``stats`` and ``stamp`` are ``time.monotonic()`` seconds: on Linux
+that is CLOCK_MONOTONIC, one clock for every process on the machine, so each
+side can tell how long a message spent in the pipe (and waiting to be read).
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import functools
 import logging
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -59,10 +69,14 @@ logger = logging.getLogger("sip.worker")  # __name__ is "__main__" under -m
 
 #: frames queued towards a call; older ones are dropped (about 60 ms)
 INBOX_FRAMES = 3
+#: pulls (20 ms each) over which a standing inbox frame is measured and dropped
+TRIM_AFTER_PULLS = 50
 #: how long the main loop sleeps inside pjsua per turn, in milliseconds
 PUMP_MS = 5
 #: bound on waiting for calls to clear at shutdown, in seconds
 SHUTDOWN_GRACE = 3.0
+#: seconds between two ``stats`` messages while calls carry audio
+STATS_INTERVAL = 1.0
 CODEC_PRIORITY = {"G722/16000/1": 255, "PCMU/8000/1": 254, "PCMA/8000/1": 253}
 SILENCE = bytes(FRAME_BYTES)
 _PJ_TO_LOGGING = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING}
@@ -132,16 +146,51 @@ def _guarded(method: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
+class QueueStats:
+    """How long frames towards one call waited in its inbox (seconds)."""
+
+    __slots__ = ("frames", "total", "peak")
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.total = 0.0
+        self.peak = 0.0
+
+    def add(self, wait: float) -> None:
+        self.frames += 1
+        self.total += wait
+        if wait > self.peak:
+            self.peak = wait
+
+    def to_wire(self) -> dict[str, Any]:
+        mean = self.total / self.frames if self.frames else 0.0
+        return {
+            "frames": self.frames,
+            "queue_ms": round(1000.0 * mean, 2),
+            "queue_ms_max": round(1000.0 * self.peak, 2),
+        }
+
+
+#: an inbox entry: arrival time (``time.monotonic()``) and one frame of PCM
+Inbox = collections.deque[tuple[float, bytes]]
+
+
 class PcmPort(pj.AudioMediaPort):  # type: ignore[misc]
     """Relays one call's audio between pjsua's clock thread and the pipe."""
 
-    def __init__(
-        self, slot: int, output: Output, inbox: collections.deque[bytes]
-    ) -> None:
+    def __init__(self, slot: int, output: Output, inbox: Inbox) -> None:
         super().__init__()
         self._slot = slot
         self._output = output
         self._inbox = inbox
+        self.queue_stats = QueueStats()
+        self._pulls = 0
+        self._least = INBOX_FRAMES
+
+    def take_queue_stats(self) -> QueueStats:
+        """The figures since the last call; a frame counted meanwhile may be lost."""
+        stats, self.queue_stats = self.queue_stats, QueueStats()
+        return stats
 
     def onFrameReceived(self, frame: Any) -> None:
         if frame.type != pj.PJMEDIA_FRAME_TYPE_AUDIO or not frame.size:
@@ -149,10 +198,23 @@ class PcmPort(pj.AudioMediaPort):  # type: ignore[misc]
         self._output.audio(self._slot, vector_bytes(frame.buf))
 
     def onFrameRequested(self, frame: Any) -> None:
+        # a frame that has waited in the inbox at every pull for a second is
+        # pure delay (frames come exactly as fast as pjsua takes them, so a
+        # burst never drains by itself): drop it
+        inbox = self._inbox
+        self._least = min(self._least, len(inbox))
+        self._pulls += 1
+        if self._pulls >= TRIM_AFTER_PULLS:
+            if self._least >= 1 and inbox:
+                inbox.popleft()
+            self._pulls = 0
+            self._least = INBOX_FRAMES
         try:
-            pcm = self._inbox.popleft()
+            arrived, pcm = inbox.popleft()
         except IndexError:
             pcm = SILENCE
+        else:
+            self.queue_stats.add(time.monotonic() - arrived)
         vector_write(frame.buf, pcm)
         frame.size = len(pcm)
         frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
@@ -163,9 +225,7 @@ class Leg:
     leg: str
     slot: int
     deadline: float
-    inbox: collections.deque[bytes] = field(
-        default_factory=lambda: collections.deque(maxlen=INBOX_FRAMES)
-    )
+    inbox: Inbox = field(default_factory=lambda: collections.deque(maxlen=INBOX_FRAMES))
     call: Any = None
     port: PcmPort | None = None
     answered: bool = False
@@ -236,13 +296,18 @@ class Worker:
         self.output = output
         self.max_calls = min(config.calls_per_worker, PJSUA_MAX_CALLS)
         self.legs: dict[str, Leg] = {}
-        self.inboxes: dict[int, collections.deque[bytes]] = {}
+        self.inboxes: dict[int, Inbox] = {}
         self.controls: queue.SimpleQueue[Control | None] = queue.SimpleQueue()
         self.running = True
+        #: latest one-way delay of a ``stamp`` from the main process, seconds
+        self.to_worker_delay: float | None = None
+        self._next_stats = 0.0
         self._ep: Any = None
         self._account: Any = None
         self._log_writer: PjLogWriter | None = None
         self._dead: list[Leg] = []
+        #: port of each SIP listener by transport ("tls", "udp", "tcp")
+        self.listen: dict[str, int] = {}
 
     # start and stop
 
@@ -291,7 +356,7 @@ class Worker:
         else:
             tls.tlsConfig.verifyServer = False
             logger.warning("no CA configured: TLS peers are not verified")
-        self._ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tls)
+        self._listening("tls", self._ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tls))
 
         if cfg.insecure_lab_mode:
             logger.warning(
@@ -302,7 +367,12 @@ class Worker:
                 plain = pj.TransportConfig()
                 plain.port = 0
                 plain.boundAddress = cfg.local_address
-                self._ep.transportCreate(kind, plain)
+                name = "udp" if kind == pj.PJSIP_TRANSPORT_UDP else "tcp"
+                self._listening(name, self._ep.transportCreate(kind, plain))
+
+    def _listening(self, name: str, transport_id: int) -> None:
+        local = self._ep.transportGetInfo(transport_id).localName
+        self.listen[name] = int(local.rpartition(":")[2])
 
     def _set_codecs(self) -> None:
         for info in self._ep.codecEnum2():
@@ -334,6 +404,11 @@ class Worker:
 
     def _proxy_uri(self, proxy: str) -> str:
         uri = proxy if self.config.insecure_lab_mode else secure_target(proxy)
+        # pjsua judges a route's security by its transport parameter alone
+        # (get_secure_level in pjsua_call.c): a bare sips: proxy would fail
+        # every call with PJSIP_ESESSIONINSECURE under srtpSecureSignaling
+        if uri.lower().startswith("sips:") and ";transport=" not in uri.lower():
+            uri += ";transport=tls"
         return uri if ";lr" in uri else uri + ";lr"
 
     def stop(self) -> None:
@@ -368,6 +443,7 @@ class Worker:
             self._ep.libHandleEvents(PUMP_MS)
             self._reap()
             self._check_timers()
+            self._send_stats()
             while True:
                 try:
                     msg = self.controls.get_nowait()
@@ -450,6 +526,28 @@ class Worker:
                 logger.info("leg %s: no answer, giving up", leg.leg)
                 leg.no_answer = True
                 self._hangup(leg)
+
+    def _send_stats(self) -> None:
+        now = time.monotonic()
+        if now < self._next_stats:
+            return
+        self._next_stats = now + STATS_INTERVAL
+        legs = {
+            leg.leg: leg.port.take_queue_stats().to_wire()
+            for leg in self.legs.values()
+            if leg.port is not None and not leg.done
+        }
+        if not legs:
+            return
+        delay = self.to_worker_delay
+        self.output.control(
+            {
+                "type": "stats",
+                "t": time.monotonic(),
+                "to_worker_ms": None if delay is None else round(1000 * delay, 3),
+                "legs": legs,
+            }
+        )
 
     def _reap(self) -> None:
         # drop references to finished calls outside pjsua's callbacks
@@ -543,7 +641,7 @@ class Worker:
     def feed_audio(self, msg: Audio) -> None:
         inbox = self.inboxes.get(msg.slot)
         if inbox is not None and len(msg.pcm) == FRAME_BYTES:
-            inbox.append(msg.pcm)
+            inbox.append((time.monotonic(), msg.pcm))
 
 
 def _reader(fd: int, decoder: Decoder, worker: Worker) -> None:
@@ -567,6 +665,11 @@ def _reader(fd: int, decoder: Decoder, worker: Worker) -> None:
             elif msg.type == "echo":
                 # answered here, not in the main loop: this times the pipes
                 worker.output.control(msg.body)
+            elif msg.type == "stamp":
+                try:
+                    worker.to_worker_delay = time.monotonic() - float(msg.body["t"])
+                except (KeyError, TypeError, ValueError):
+                    logger.warning("bad stamp message from main process")
             else:
                 worker.controls.put(msg)
         try:
@@ -615,6 +718,9 @@ def _take_stdio() -> tuple[int, int]:
 def main() -> int:
     global vector_bytes, vector_write
 
+    # Ctrl-C in a terminal reaches the whole process group: the main process
+    # stops its workers (shutdown message, then SIGKILL after a bound)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(
         stream=sys.stderr,
         level=os.environ.get("CAREBRIDGE_SIP_LOG", "INFO").upper(),
@@ -655,7 +761,7 @@ def main() -> int:
     threading.Thread(
         target=_reader, args=(in_fd, decoder, worker), name="reader", daemon=True
     ).start()
-    output.control({"type": "ready", "pid": os.getpid()})
+    output.control({"type": "ready", "pid": os.getpid(), "listen": worker.listen})
     logger.info("worker %d ready, up to %d calls", os.getpid(), worker.max_calls)
     try:
         worker.run()

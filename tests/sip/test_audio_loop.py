@@ -27,6 +27,17 @@ async def test_cross_connected_phones_hear_each_other(phones, service) -> None:
     await log.wait_for("a", "answered")
     await log.wait_for("b", "answered")
     await sleep(4.0)
+
+    # the worker reports, each second, how long frames waited in its inboxes,
+    # and the pool how long messages spent in its pipes
+    (worker,) = svc.workers()
+    assert sorted(worker["queues"]) == ["a", "b"]
+    for stats in worker["queues"].values():
+        assert 25 <= stats["frames"] <= 75, stats  # about 50 a second
+        assert 0.0 <= stats["queue_ms"] <= stats["queue_ms_max"], stats
+    assert 0.0 <= worker["pipe_from_worker_ms"] < 1000.0, worker
+    assert 0.0 <= worker["pipe_to_worker_ms"] < 1000.0, worker
+
     svc.hangup("a")
     svc.hangup("b")
     await log.wait_terminal("a")
