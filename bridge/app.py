@@ -13,6 +13,8 @@ import logging
 import os
 import secrets
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,4 +153,25 @@ def serve(config: Config) -> int:
     reactor.addSystemEventTrigger("before", "shutdown", stopping)
     reactor.run()
     logger.info("stopped")
+    _exit_despite_stray_threads()
     return 0
+
+
+def _exit_despite_stray_threads(grace: float = 2.0) -> None:
+    """Exits even if a library left a non-daemon thread running.
+
+    Every peer connection is closed before the reactor stops, which ends
+    aiortc's decoder threads; should one still linger, the process must not
+    hang after a SIGTERM.
+    """
+    deadline = time.monotonic() + grace
+    for thread in threading.enumerate():
+        if thread is threading.main_thread() or thread.daemon:
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            logger.warning(
+                "thread %s still running at exit; exiting anyway", thread.name
+            )
+            logging.shutdown()
+            os._exit(0)

@@ -256,10 +256,12 @@ class RateGroupBuffer:
         error = self.window_min - self.target
         limit = self.frame  # corrects up to 4 % of clock error at 20 ms frames
 
-        # fast clock: drop the newest samples
+        # fast clock: drop the newest samples, a frame a window; a backlog of
+        # more than four frames (a burst after a stall) goes at once
         fast = live & (error > self.step)
         if fast.any():
-            drop = np.minimum(error[fast], limit)
+            excess = error[fast]
+            drop = np.where(excess > 4 * self.frame, excess, np.minimum(excess, limit))
             self.write[fast] -= drop
             for row, count in zip(np.flatnonzero(fast), drop, strict=True):
                 self.stats[row].samples_dropped += int(count)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import time
 from collections.abc import Callable
 from typing import Any
@@ -314,10 +315,17 @@ class BrowserLeg:
             "dtls_srtp_profile": self.dtls_srtp_profile,
             "closed": self._closed,
             "close_reason": self._close_reason or None,
+            "webrtc": self.stats(),
         }
 
     def stats(self) -> dict[str, Any]:
-        """Frame counters, for tests and benchmarks."""
+        """Frame counters, on the roster (``webrtc``) for hosts and benchmarks.
+
+        ``audio_frames_silent`` counts frames sent as silence because the mix
+        was not ready in time; ``audio_out_wait_ms_p99`` is how long mix
+        frames waited for this leg's sender over the last
+        :data:`~webrtc.tracks.WAIT_HISTORY` frames.
+        """
         return {
             "audio_frames_received": self.audio_frames_received,
             "video_frames_received": self.video_frames_received,
@@ -325,6 +333,7 @@ class BrowserLeg:
             "audio_frames_silent": self._audio_out.frames_silent,
             "audio_frames_dropped": self._audio_out.frames_dropped,
             "video_frames_sent": self._video_out.frames_sent,
+            "audio_out_wait_ms_p99": self._audio_out.wait_ms_p99(),
         }
 
     @property
@@ -353,8 +362,37 @@ class BrowserLeg:
         self._audio_out.stop()
         self._video_out.stop()
         self._report_end(reason)
+        self._drop_decoder_backlog()
         await self._pc.close()
         self.latest_video_frame = None
+
+    def _drop_decoder_backlog(self) -> None:
+        # aiortc's close joins each receiver's decoder thread on the event
+        # loop, and that thread first decodes everything queued for it (an
+        # unbounded queue): a leg whose decoding fell behind would stall every
+        # conference on the loop for as long. Drop what waits (private API).
+        # FIXME: the backlog is not bounded while the leg lives either; a
+        # starved bridge queues encoded frames without limit
+        for transceiver in self._pc.getTransceivers():
+            pending = getattr(
+                transceiver.receiver, "_RTCRtpReceiver__decoder_queue", None
+            )
+            if not isinstance(pending, queue.Queue):
+                continue
+            dropped = 0
+            try:
+                while True:
+                    pending.get_nowait()
+                    dropped += 1
+            except queue.Empty:
+                pass
+            if dropped:
+                logger.info(
+                    "leg %s: %d undecoded %s frames dropped at close",
+                    self.leg_id,
+                    dropped,
+                    transceiver.kind,
+                )
 
     def close_deferred(self, reason: str = "closed") -> Deferred[None]:
         """:meth:`close` for Twisted callers."""

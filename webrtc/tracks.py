@@ -46,6 +46,9 @@ RESYNC_AFTER = 0.2
 #: sending silence instead (seconds): absorbs the media clock's jitter.
 GRACE = 0.015
 
+#: Frames whose queue wait is kept for :meth:`MixedAudioTrack.wait_ms_p99`.
+WAIT_HISTORY = 500
+
 VIDEO_CLOCK_RATE = 90000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
 VIDEO_FPS = 15
@@ -108,8 +111,10 @@ class MixedAudioTrack(MediaStreamTrack):
         self.frames_sent = 0
         self.frames_silent = 0
         self.frames_dropped = 0
-        #: seconds each delivered frame waited in the queue (last 500)
-        self.queue_delays: collections.deque[float] = collections.deque(maxlen=500)
+        #: seconds each delivered frame waited in the queue (the latest ones)
+        self.queue_delays: collections.deque[float] = collections.deque(
+            maxlen=WAIT_HISTORY
+        )
 
     def deliver(self, pcm: Pcm) -> None:
         """Queue one 20 ms frame (960 int16 samples)."""
@@ -122,6 +127,12 @@ class MixedAudioTrack(MediaStreamTrack):
             self.frames_dropped += 1
         self._queue.append((pcm, self._clock()))
         self._arrived.set()
+
+    def wait_ms_p99(self) -> float:
+        """99th percentile of the recent queue waits, in milliseconds."""
+        if not self.queue_delays:
+            return 0.0
+        return round(1000.0 * float(np.percentile(self.queue_delays, 99)), 2)
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":

@@ -41,6 +41,9 @@ PONG_TIMEOUT = 6.0
 #: Seconds a new connection has to send its ``join``.
 JOIN_TIMEOUT = 30.0
 
+#: Seconds the reactor's shutdown waits for legs still closing.
+SHUTDOWN_TIMEOUT = 5.0
+
 #: Refused messages tolerated on one connection before it is closed.
 MAX_REFUSED = 20
 
@@ -124,11 +127,13 @@ class SignallingProtocol:
         clock: Clock,
         leg_factory: LegFactory = default_leg_factory,
         registry: set[SignallingProtocol] | None = None,
+        closing: set[defer.Deferred[None]] | None = None,
     ) -> None:
         self._directory = directory
         self._room = room
         self._peer = peer_address
         self._registry = registry
+        self._closing = closing
         self._clock = clock
         self._leg_factory = leg_factory
         self._session = sig.SignallingSession()
@@ -320,13 +325,26 @@ class SignallingProtocol:
             if self._conference is not None:
                 self._conference.remove_leg(leg.leg_id, reason)
             logger.info("leg %s: removed (%s)", leg.leg_id, reason)
-            _as_deferred(leg.close(reason)).addErrback(
+            closed = _as_deferred(leg.close(reason))
+            closed.addErrback(
                 lambda f: logger.error("leg %s: close failed: %s", leg.leg_id, f)
             )
+            if self._closing is not None and not closed.called:
+                # the reactor must not stop before aiortc has let go
+                closing = self._closing
+                closing.add(closed)
+                closed.addBoth(_forget, closing, closed)
         if code is not None and self._open and self._transport is not None:
             self._send(sig.left_message(reason))
             self._open = False
             self._transport.loseConnection(code)
+
+
+def _forget(
+    result: object, pending: set[defer.Deferred[None]], d: defer.Deferred[None]
+) -> object:
+    pending.discard(d)
+    return result
 
 
 def room_from_path(path: bytes) -> str:
@@ -353,6 +371,18 @@ class SignallingFactory:
         self._leg_factory = leg_factory
         #: live connections, for tests and shutdown
         self.protocols: set[SignallingProtocol] = set()
+        #: closes of legs whose connection has ended, still under way
+        self.closing: set[defer.Deferred[None]] = set()
+
+    def wait_closed(self) -> defer.Deferred[None]:
+        """Fires once every leg close under way has finished (or failed).
+
+        aiortc's decoder threads are not daemons: a peer connection still
+        open when the reactor stops keeps the process alive.
+        """
+        pending = list(self.closing)
+        done = defer.DeferredList(pending, consumeErrors=True)
+        return done.addCallback(lambda _: None)
 
     def buildProtocol(self, request: Request) -> SignallingProtocol:
         room = self._room
@@ -367,6 +397,7 @@ class SignallingFactory:
             self._clock,
             self._leg_factory,
             registry=self.protocols,
+            closing=self.closing,
         )
         self.protocols.add(protocol)
         return protocol
@@ -387,4 +418,15 @@ def signalling_resource(
     only after the whole message has been buffered.
     """
     factory = SignallingFactory(directory, clock, room, leg_factory)
+    add_trigger = getattr(clock, "addSystemEventTrigger", None)
+    if add_trigger is not None:  # a reactor, not a test's clock
+
+        def before_shutdown() -> defer.Deferred[None]:
+            waiting = factory.wait_closed()
+            waiting.addTimeout(SHUTDOWN_TIMEOUT, clock)  # type: ignore[arg-type]
+            return waiting.addErrback(
+                lambda f: logger.error("legs still closing at shutdown: %s", f.value)
+            )
+
+        add_trigger("before", "shutdown", before_shutdown)
     return WebSocketResource(factory)

@@ -63,5 +63,20 @@ def test_two_browsers_in_the_demo_room(bridge: BridgeProcess) -> None:
                 stats = tab.stats()
                 assert (stats["frameWidth"], stats["frameHeight"]) == (640, 480)
 
+            # the host sees both, encrypted, with media flowing both ways
+            key = bridge.demo_secrets()["host key"]
+            roster = bridge.request("GET", "/api/rooms/demo/roster", key=key)[1]
+            legs = {leg["display_name"]: leg for leg in roster["legs"]}
+            assert set(legs) == {"Ann", "Bob"}
+            for leg in legs.values():
+                assert leg["kind"] == "browser" and leg["audio"] is True
+                assert leg["connection_state"] == "connected"
+                assert leg["dtls_srtp_profile"].startswith("SRTP_")
+                assert leg["webrtc"]["audio_frames_received"] > 50
+                assert leg["webrtc"]["video_frames_sent"] > 10
+            assert legs["Ann"]["video"] is True
+            assert legs["Ann"]["webrtc"]["video_frames_received"] > 10
+            assert legs["Bob"]["video"] is False
+
             bob.click("#leave")
             ann.wait_state("connected")

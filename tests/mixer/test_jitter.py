@@ -97,3 +97,21 @@ def test_a_burst_beyond_the_ring_is_dropped_and_counted():
     stats = mixer.buffer_stats("flood")
     assert stats.overflows > 0
     assert mixer.buffered_ms("flood") <= 16 * 20
+
+
+def test_a_burst_after_a_stall_does_not_leave_a_standing_delay():
+    mixer = AudioMixer()
+    mixer.add_leg("bursty", RATE)
+    position = 0
+    for tick in range(100):
+        frames = 1
+        if tick == 50:
+            frames = 12  # 240 ms of audio arrives at once after a stall
+        for _ in range(frames):
+            mixer.push("bursty", tone(300, RATE, position, FRAME, 3000), tick * 0.02)
+            position += FRAME
+        mixer.tick(tick * 0.02)
+        if tick == 51:
+            assert mixer.buffered_ms("bursty") > 200
+    # within a second the backlog is trimmed back to the target slack
+    assert mixer.buffered_ms("bursty") <= 40

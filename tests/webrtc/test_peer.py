@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import time
+from unittest import mock
 
 import av
 import numpy as np
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpCodecParameters
 
 from tests.webrtc.client import Client, dominant_frequency, rms, wait_for
 from webrtc.peer import BrowserLeg, OfferRefused
@@ -263,3 +265,42 @@ def test_audio_track_paces_and_fills_silence(run) -> None:
         track.stop()
 
     run(scenario, 5)
+
+
+def test_close_does_not_wait_for_a_decoding_backlog(run) -> None:
+    """aiortc joins its decoder threads on the loop when a connection closes;
+    a leg that fell behind must not hold every conference up while they work
+    through what is queued."""
+    sink = Sink()
+
+    async def scenario() -> None:
+        leg = make_leg(sink)
+        client = Client(tone_hz=440, video=False)
+        try:
+            await client.connect(leg.accept_offer)
+            assert await wait_for(lambda: len(sink.frames) > 5, 15)
+
+            # a backlog that takes the decoder thread seconds to work through
+            class SlowDecoder:
+                def decode(self, frame: object) -> list[av.AudioFrame]:
+                    time.sleep(0.01)
+                    return []
+
+            slow = RTCRtpCodecParameters(
+                mimeType="audio/slow", clockRate=48000, channels=2, payloadType=96
+            )
+            (receiver,) = [t.receiver for t in leg._pc.getTransceivers()]
+            backlog = receiver._RTCRtpReceiver__decoder_queue
+            with mock.patch(
+                "aiortc.rtcrtpreceiver.get_decoder", lambda codec: SlowDecoder()
+            ):
+                for _ in range(500):  # 5 s of decoding
+                    backlog.put((slow, b""))
+                started = time.monotonic()
+                await leg.close("expelled")
+                assert time.monotonic() - started < 1.0
+        finally:
+            await leg.close()
+            await client.close()
+
+    run(scenario, 30)

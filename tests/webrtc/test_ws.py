@@ -323,3 +323,44 @@ def test_room_from_path() -> None:
     for bad in (b"/rooms//ws", b"/rooms/a/b/ws", b"/ws", b"/rooms/a/wss"):
         with pytest.raises(ValueError, match=r"^path is not /rooms/\{room\}/ws$"):
             ws.room_from_path(bad)
+
+
+class SlowClosingLeg(FakeLeg):
+    """A leg whose peer connection takes until ``release`` is set to close."""
+
+    release: asyncio.Event
+
+    async def close(self, reason: str = "closed") -> None:
+        await self.release.wait()
+        self.closed.append(reason)
+
+
+def test_shutdown_waits_for_legs_still_closing(run) -> None:
+    async def scenario() -> None:
+        clock = task.Clock()
+        SlowClosingLeg.release = asyncio.Event()
+        directory = FakeDirectory()
+        factory = ws.SignallingFactory(directory, clock, "ward-7", SlowClosingLeg)  # type: ignore[arg-type]
+        request = type("Request", (), {"getClientAddress": lambda self: None})()
+        protocol = factory.buildProtocol(request)  # type: ignore[arg-type]
+        protocol.negotiationStarted(FakeTransport())  # type: ignore[arg-type]
+        protocol.negotiationFinished()
+        protocol.textMessageReceived(JOIN)
+        leg = protocol.leg
+        assert leg is not None
+
+        # the tab goes away: the leg is out of the room, its close under way
+        protocol.connectionLost(Failure(ConnectionError("gone")))
+        assert directory.conference.legs == {}
+        assert len(factory.closing) == 1
+        done = factory.wait_closed()
+        await settle()
+        assert not done.called
+
+        SlowClosingLeg.release.set()
+        await settle()
+        assert done.called and factory.closing == set()
+        assert leg.closed == ["signalling closed"]  # type: ignore[attr-defined]
+        assert factory.wait_closed().called  # nothing left to wait for
+
+    run(scenario, 5)
