@@ -291,7 +291,8 @@ class SipService:
         ``pipe_to_worker_ms``/``pipe_from_worker_ms``: one-way delay of a
         message through the worker's stdin/stdout pipes, reading included;
         ``queues``: per leg, frames sent to the phone in the report's second
-        and their mean and longest wait in the worker's inbox (ms).
+        and their mean and longest wait in the worker's inbox (ms);
+        ``listen``: the port of each of its SIP listeners by transport.
         """
         return [
             {
