@@ -14,7 +14,7 @@ from math import gcd
 
 import numpy as np
 import numpy.typing as npt
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 from scipy.signal import firwin
 
 Float32Array = npt.NDArray[np.float32]
@@ -102,14 +102,27 @@ class Resampler:
             extended = np.concatenate((state, frames), axis=1)
             state[...] = extended[:, -self.history :]
         channels = frames.shape[0]
+        extended = np.ascontiguousarray(extended)
+        row, item = extended.strides
         if self._down == 1:
             # output block m holds up samples, all from the same input window
-            windows = sliding_window_view(extended, self.history + 1, axis=1)
+            windows = as_strided(
+                extended,
+                shape=(channels, self.frame_in, self.history + 1),
+                strides=(row, item, item),
+                writeable=False,
+            )
             blocks = windows @ self._phases_rev  # channels x frame_in x up
             return blocks.reshape(channels, self.frame_out)
         if self._up == 1:
-            windows = sliding_window_view(extended, self._proto_rev.shape[0], axis=1)
-            out: Float32Array = windows[:, :: self._down] @ self._proto_rev
+            # one window of the whole filter every ``down`` input samples
+            windows = as_strided(
+                extended,
+                shape=(channels, self.frame_out, self._proto_rev.shape[0]),
+                strides=(row, self._down * item, item),
+                writeable=False,
+            )
+            out: Float32Array = windows @ self._proto_rev
             return out
         gathered = extended[:, self._index]  # channels x frame_out x taps
         mixed: Float32Array = (gathered * self._coef).sum(axis=2)
