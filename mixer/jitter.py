@@ -35,7 +35,7 @@ RING_FRAMES = 16
 #: Ticks over which the smallest slack is measured before correcting drift.
 DRIFT_WINDOW_TICKS = 25
 #: Ticks without an underrun before the target shrinks one step.
-SHRINK_AFTER_TICKS = 500
+SHRINK_AFTER_TICKS = 250
 
 
 @dataclass

@@ -71,8 +71,9 @@ logger = logging.getLogger("sip.worker")  # __name__ is "__main__" under -m
 INBOX_FRAMES = 3
 #: pulls (20 ms each) over which a standing inbox frame is measured and dropped
 TRIM_AFTER_PULLS = 50
-#: how long the main loop sleeps inside pjsua per turn, in milliseconds
-PUMP_MS = 5
+#: how long the main loop waits inside pjsua per turn, in milliseconds: SIP
+#: events wake it at once; control messages wait at most this long
+PUMP_MS = 20
 #: bound on waiting for calls to clear at shutdown, in seconds
 SHUTDOWN_GRACE = 3.0
 #: seconds between two ``stats`` messages while calls carry audio
