@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sip.events import CallEvent
+from sip.events import TERMINAL_KINDS, CallEvent
 
 from .confirm import PinGate
 
@@ -82,14 +82,7 @@ class PhoneLeg:
 
     @property
     def terminal(self) -> bool:
-        return self.state in (
-            "busy",
-            "no-answer",
-            "rejected",
-            "failed",
-            "ended",
-            "dropped",
-        )
+        return self.state in TERMINAL_KINDS
 
     def handle(self, event: CallEvent) -> None:
         """Follows one call event from the SIP side."""

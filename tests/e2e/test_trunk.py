@@ -32,7 +32,6 @@ import pytest
 
 from tests.bridge.harness import BridgeProcess, wait_for, write_config
 from tests.e2e.baresip import (
-    Phone,
     Pki,
     free_port,
     make_pki,
@@ -373,20 +372,6 @@ def start_bridge(
     yield start
     for process in started:
         process.close()
-
-
-@pytest.fixture
-def phones(pki: Pki) -> Iterator[Callable[..., Phone]]:
-    started: list[Phone] = []
-
-    def start(tone_hz: float, **kwargs: Any) -> Phone:
-        phone = Phone(pki, tone_hz, **kwargs).start()
-        started.append(phone)
-        return phone
-
-    yield start
-    for phone in started:
-        phone.stop()
 
 
 # -- tests -------------------------------------------------------------------------
