@@ -33,10 +33,11 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.sdp import candidate_from_sdp
+from aiortc.sdp import SessionDescription, candidate_from_sdp
 from twisted.internet.defer import Deferred
 
 from webrtc import ice
+from webrtc.fanout import FanoutVideoTrack, VideoFanout, default_fanout
 from webrtc.tracks import (
     SAMPLE_RATE,
     AudioFormatError,
@@ -78,6 +79,7 @@ class BrowserLeg:
         media_timeout: float = MEDIA_TIMEOUT,
         connect_timeout: float = CONNECT_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
+        fanout: VideoFanout | None = None,
     ) -> None:
         self.leg_id = leg_id
         self.display_name = display_name
@@ -99,7 +101,11 @@ class BrowserLeg:
         self._pc.on("track", self._on_track)
         self._pc.on("connectionstatechange", self._on_connection_state)
         self._audio_out = MixedAudioTrack(clock=clock)
-        self._video_out = SwitchedVideoTrack()
+        # video goes out through the shared encoders of webrtc.fanout; a
+        # browser that negotiates anything but VP8 gets its own encoder
+        fanout = fanout or default_fanout()
+        self._camera = fanout.camera()
+        self._video_out: FanoutVideoTrack | SwitchedVideoTrack = fanout.viewer()
         self._video_out.show(None, display_name)
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -130,11 +136,14 @@ class BrowserLeg:
         if "audio" not in kinds:
             raise OfferRefused("offer refused: no audio section")
         self._pc.addTrack(self._audio_out)
+        video_sender = None
         if "video" in kinds:
-            self._pc.addTrack(self._video_out)
+            video_sender = self._pc.addTrack(self._video_out)
 
         answer = await self._pc.createAnswer()
         await self._pc.setLocalDescription(answer)
+        if video_sender is not None:
+            self._bind_video_sender(video_sender, self._pc.localDescription.sdp)
         self._spawn(self._watch(), "watchdog")
         logger.info(
             "leg %s: answered offer (%s)", self.leg_id, ", ".join(sorted(kinds))
@@ -171,6 +180,7 @@ class BrowserLeg:
             self.video_muted = video
             if video:
                 self.latest_video_frame = None
+                self._camera.publish(None)
         logger.info(
             "leg %s: audio %s, video %s",
             self.leg_id,
@@ -179,6 +189,27 @@ class BrowserLeg:
         )
 
     # media to the browser
+
+    def _bind_video_sender(self, sender: Any, answer: str) -> None:
+        codecs = [
+            media.rtp.codecs[0].mimeType.lower()
+            for media in SessionDescription.parse(answer).media
+            if media.kind == "video" and media.port and media.rtp.codecs
+        ]
+        if codecs and codecs[0] != "video/vp8":
+            # the shared encoders make VP8 only: encode for this browser alone
+            logger.info("leg %s: sends %s, video not shared", self.leg_id, codecs[0])
+            fallback = SwitchedVideoTrack()
+            fallback.show(None, self.display_name)
+            self._video_out.stop()
+            self._video_out = fallback
+            sender.replaceTrack(fallback)
+            return
+        if isinstance(self._video_out, FanoutVideoTrack):
+            # aiortc answers a PLI or FIR by flagging its own encoder, which
+            # packets bypass: route the request to the shared encoder
+            # (private API, aiortc 1.16 RTCRtpSender._handle_rtcp_packet)
+            sender._send_keyframe = self._video_out.request_keyframe
 
     def deliver_audio(self, pcm: Pcm) -> None:
         """Queue one 20 ms frame of the mix for this browser (960 int16)."""
@@ -245,6 +276,7 @@ class BrowserLeg:
             self.video_frames_received += 1
             if not self.video_muted:
                 self.latest_video_frame = frame
+                self._camera.publish(frame)
 
     # state
 
@@ -365,6 +397,7 @@ class BrowserLeg:
         self._drop_decoder_backlog()
         await self._pc.close()
         self.latest_video_frame = None
+        self._camera.close()
 
     def _drop_decoder_backlog(self) -> None:
         # aiortc's close joins each receiver's decoder thread on the event

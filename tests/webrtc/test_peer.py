@@ -10,11 +10,22 @@ from unittest import mock
 import av
 import numpy as np
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpCodecParameters
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpCodecParameters,
+    RTCRtpSender,
+)
 
 from tests.webrtc.client import Client, dominant_frequency, rms, wait_for
+from webrtc.fanout import VideoFanout
 from webrtc.peer import BrowserLeg, OfferRefused
-from webrtc.tracks import AudioFormatError, MixedAudioTrack, frame_to_mono
+from webrtc.tracks import (
+    AudioFormatError,
+    MixedAudioTrack,
+    SwitchedVideoTrack,
+    frame_to_mono,
+)
 
 TONE = (8000 * np.sin(2 * np.pi * 1000 * np.arange(960) / 48000)).astype(np.int16)
 
@@ -122,6 +133,73 @@ def test_video_both_ways(run) -> None:
             assert got is not None and (got.width, got.height) == (640, 480)
             rgb = got.to_ndarray(format="rgb24").reshape(-1, 3).mean(axis=0)
             assert rgb[0] > 180 and rgb[1] < 60 and rgb[2] < 60
+        finally:
+            await leg.close()
+            await client.close()
+
+    run(scenario, 30)
+
+
+def test_viewers_of_one_picture_share_one_encoder(run) -> None:
+    fanout = VideoFanout()
+
+    async def scenario() -> None:
+        sender = BrowserLeg("web-a", "Ann", fanout=fanout)
+        viewers = [BrowserLeg(f"web-{i}", "Viewer", fanout=fanout) for i in range(3)]
+        clients = [Client(tone_hz=440, video=True)]
+        clients += [Client(tone_hz=None, recvonly_video=True) for _ in viewers]
+        legs = [sender, *viewers]
+        try:
+            for leg, client in zip(legs, clients, strict=True):
+                await client.connect(leg.accept_offer)
+            assert await wait_for(lambda: sender.latest_video_frame is not None, 15)
+
+            # everyone sees Ann's camera (Ann herself a tile): two encoders
+            for _ in range(50):
+                for leg in viewers:
+                    leg.show_video(sender.latest_video_frame, "Ann")
+                sender.show_video(None, "Viewer")
+                await asyncio.sleep(0.02)
+            assert all(c.video_frames > 5 for c in clients), clients
+            encodes, sent = fanout.encodes, [c.video_frames for c in clients[1:]]
+            await asyncio.sleep(1.0)
+            assert len(fanout.sources()) == 2
+            encodes = fanout.encodes - encodes
+            for client, before in zip(clients[1:], sent, strict=True):
+                assert client.video_frames - before >= encodes / 2 - 4
+            assert encodes <= 2 * 17
+            for client in clients[1:]:
+                got = client.last_video
+                assert got is not None and (got.width, got.height) == (640, 480)
+        finally:
+            for leg in legs:
+                await leg.close()
+            for client in clients:
+                await client.close()
+        assert fanout.sources() == []
+
+    run(scenario, 40)
+
+
+def test_h264_browser_gets_its_own_encoder(run) -> None:
+    fanout = VideoFanout()
+
+    async def scenario() -> None:
+        leg = BrowserLeg("web-h", "Hal", fanout=fanout)
+        client = Client(tone_hz=440, video=False, recvonly_video=True)
+        h264 = [
+            codec
+            for codec in RTCRtpSender.getCapabilities("video").codecs
+            if codec.mimeType == "video/H264"
+        ]
+        for transceiver in client.pc.getTransceivers():
+            if transceiver.kind == "video":
+                transceiver.setCodecPreferences(h264)
+        try:
+            await client.connect(leg.accept_offer)
+            assert isinstance(leg._video_out, SwitchedVideoTrack)
+            assert await wait_for(lambda: client.video_frames >= 5, 15)
+            assert fanout.encodes == 0
         finally:
             await leg.close()
             await client.close()
