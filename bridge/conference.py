@@ -26,7 +26,7 @@ from .config import MediaConfig
 logger = logging.getLogger(__name__)
 
 Pcm = npt.NDArray[np.int16]
-AudioCallback = Callable[[str, Pcm], None]
+AudioCallback = Callable[[str, Pcm | bytes], None]
 
 #: How long a leg that has ended stays on the roster with its final state.
 ENDED_VISIBLE_SECONDS = 120.0
@@ -166,9 +166,12 @@ class Conference:
 
     # media
 
-    def _on_audio(self, leg_id: str, pcm: Pcm) -> None:
+    def _on_audio(self, leg_id: str, pcm: Pcm | bytes) -> None:
         try:
-            self.mixer.push(leg_id, pcm, self._now())
+            if isinstance(pcm, bytes):
+                self.mixer.push_bytes(leg_id, pcm)
+            else:
+                self.mixer.push(leg_id, pcm, self._now())
         except UnknownLegError:
             pass  # a frame still in flight from a leg that just left
         except ValueError as exc:

@@ -280,7 +280,7 @@ class Bridge:
             )
             conference.remove_leg(leg_id, leg.end_reason or event.kind)
 
-    def _sip_audio(self, leg_id: str, pcm: Any) -> None:
+    def _sip_audio(self, leg_id: str, pcm: bytes) -> None:
         entry = self._phones.get(leg_id)
         if entry is not None:
             entry[1].received(pcm)

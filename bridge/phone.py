@@ -66,7 +66,7 @@ class PhoneLeg:
         self.reason: str | None = None
         self.ended_by: str | None = None
         self.answered_at: float | None = None
-        self.on_audio: Callable[[str, Pcm], None] | None = None
+        self.on_audio: Callable[[str, Pcm | bytes], None] | None = None
         self.on_digit: Callable[[str, str], None] | None = None
         #: called once with "accepted" or "refused" when a PIN gate decides
         self.on_confirmation: Callable[[str, str], None] | None = None
@@ -117,8 +117,8 @@ class PhoneLeg:
         if not self.terminal:
             self._hangup(self.leg_id)
 
-    def received(self, pcm: Pcm) -> None:
-        """Audio from the phone, at :attr:`rate`."""
+    def received(self, pcm: Pcm | bytes) -> None:
+        """Audio from the phone, at :attr:`rate` (an array, or s16le bytes)."""
         self.frames_in += 1
         if self.on_audio is not None:
             self.on_audio(self.leg_id, pcm)

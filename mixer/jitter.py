@@ -79,6 +79,7 @@ class RateGroupBuffer:
         self._writes: list[int] = []
         self._pushed: list[int] = []
         self._lines: list[Int16Array] = []
+        self._byte_lines: list[memoryview] = []
         self._limit = self.ring_len - frame
         self.write: Int64Array = np.zeros(0, dtype=np.int64)
         self.target: Int64Array = np.zeros(0, dtype=np.int64)
@@ -104,6 +105,7 @@ class RateGroupBuffer:
         self._writes.extend([self.read] * (capacity - old))
         self._pushed.extend([0] * (capacity - old))
         self._lines = list(self.ring)
+        self._byte_lines = [memoryview(line).cast("B") for line in self.ring]
         self.target = grown(self.target, 0)  # type: ignore[assignment]
         self.window_min = grown(self.window_min, 0)  # type: ignore[assignment]
         self.last_underrun = grown(self.last_underrun, 0)  # type: ignore[assignment]
@@ -188,6 +190,33 @@ class RateGroupBuffer:
             first = self.ring_len - pos
             line[pos:] = samples[:first]
             line[: count - first] = samples[first:]
+        writes[row] = write + count
+
+    def push_bytes(self, row: int, data: bytes) -> None:
+        """:meth:`push` for wire audio: s16le bytes, copied without numpy."""
+        count = len(data) >> 1
+        self._pushed[row] += 1
+
+        writes = self._writes
+        write = writes[row]
+        if write <= self.read:
+            self._prime(row)
+            write = writes[row]
+        if write + count - self.read > self._limit:
+            stats = self.stats[row]
+            stats.overflows += 1
+            stats.samples_dropped += count
+            return
+
+        line = self._byte_lines[row]
+        pos = write % self.ring_len
+        end = pos + count
+        if end <= self.ring_len:
+            line[2 * pos : 2 * end] = data
+        else:
+            first = 2 * (self.ring_len - pos)
+            line[2 * pos :] = data[:first]
+            line[: 2 * count - first] = data[first:]
         writes[row] = write + count
 
     # reading

@@ -2,8 +2,9 @@
 """Measures the cost of one audio mixer tick with N participants.
 
 A tick here is everything the media clock does per frame: every leg's frame
-arrives as wire bytes and is pushed (bytes to int16 view to buffer), the mixer
-mixes, and every leg's output is turned back into wire bytes.  Legs cycle
+arrives as wire bytes (s16le, as the SIP workers' pipes deliver it) and is
+pushed into its buffer, the mixer mixes, and every leg's output is turned
+back into wire bytes.  Legs cycle
 through the given rates (phones at 8 and 16 kHz, browsers at 48 kHz); a few
 of them talk (tones), the rest send low background noise, as in a real room.
 
@@ -60,7 +61,7 @@ def run(
     for tick in range(warmup + ticks):
         start = time.perf_counter()
         for leg_id, wire in legs:
-            mixer.push(leg_id, np.frombuffer(wire, dtype="<i2"), now)
+            mixer.push_bytes(leg_id, wire, now)
         out = mixer.tick(now)
         for leg_id, _ in legs:
             out[leg_id].tobytes()

@@ -179,8 +179,9 @@ class SipService:
     """Places SIP call legs through a pool of pjsua2 worker processes.
 
     ``on_event(leg_id, event)`` gets every :class:`CallEvent`;
-    ``on_audio(leg_id, pcm)`` gets each received 20 ms frame as a read-only
-    int16 array of 320 samples at 16 kHz, on the reactor thread.
+    ``on_audio(leg_id, pcm)`` gets each received 20 ms frame as the pipe
+    delivered it, 640 bytes of s16le mono at 16 kHz (320 samples), on the
+    reactor thread: the mixer takes bytes without making an array.
     """
 
     def __init__(
@@ -188,7 +189,7 @@ class SipService:
         reactor: Any,
         config: SipConfig,
         on_event: Callable[[str, CallEvent], None],
-        on_audio: Callable[[str, np.ndarray], None],
+        on_audio: Callable[[str, bytes], None],
         *,
         warm_workers: int = 1,
         idle_timeout: float = 30.0,
@@ -448,7 +449,7 @@ class SipService:
     def _worker_audio(self, worker: _Worker, msg: Audio) -> None:
         leg_id = worker.slots.get(msg.slot)
         if leg_id is not None:
-            self.on_audio(leg_id, np.frombuffer(msg.pcm, dtype=np.int16))
+            self.on_audio(leg_id, msg.pcm)
 
     def _schedule_reap(self, worker: _Worker) -> None:
         if self._stopping or worker.stopping:

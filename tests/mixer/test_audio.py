@@ -207,3 +207,26 @@ def test_legs_come_and_go():
     out = mixer.tick(0.0)
     assert sorted(out) == sorted([f"l{i}" for i in range(1, 30, 2)] + ["late"])
     assert out["late"].shape == (160,) and out["l1"].shape == (320,)
+
+
+def test_wire_bytes_and_arrays_mix_alike():
+    mixer = AudioMixer()
+    for leg in ("bytes", "array", "ear"):
+        mixer.add_leg(leg, 16000)
+    heard = []
+    for tick in range(30):
+        a = tone(500, 16000, tick * 320, 320, 4000)
+        b = tone(1500, 16000, tick * 320, 320, 4000)
+        mixer.push_bytes("bytes", a.astype("<i2").tobytes())
+        mixer.push("array", b)
+        heard.append(mixer.tick(tick * 0.02)["ear"].copy())
+    heard = np.concatenate(heard)[3200:]
+    assert amplitude_at(heard, 16000, 500) == pytest.approx(4000, rel=0.02)
+    assert amplitude_at(heard, 16000, 1500) == pytest.approx(4000, rel=0.02)
+    with pytest.raises(ValueError, match="got 3 bytes"):
+        mixer.push_bytes("bytes", b"abc")
+    # a frame that wraps around the ring is written in two pieces
+    for _ in range(20):
+        mixer.push_bytes("bytes", bytes(2 * 333))
+        mixer.tick(1.0)
+    assert mixer.buffer_stats("bytes").overflows == 0

@@ -43,7 +43,8 @@ class CallLog:
     def on_event(self, leg: str, event: CallEvent) -> None:
         self.events.setdefault(leg, []).append(event)
 
-    def on_audio(self, leg: str, pcm: np.ndarray) -> None:
+    def on_audio(self, leg: str, data: bytes) -> None:
+        pcm = np.frombuffer(data, dtype="<i2")
         self.audio.setdefault(leg, []).append(pcm)
         if self.on_audio_hook is not None:
             self.on_audio_hook(leg, pcm)
