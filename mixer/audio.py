@@ -244,7 +244,7 @@ class AudioMixer:
             rows = np.flatnonzero(group.slots >= 0)
             if rows.size:
                 slots = group.slots[rows]
-                current = frame_levels(taken[rows])
+                current = frame_levels(taken)[rows]  # strided: no frame copy
                 self._level[slots] = self._tracker.smooth(self._level[slots], current)
                 loud = current > SPEECH_THRESHOLD_DB
                 self._last_loud[slots[loud]] = now
