@@ -31,6 +31,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 from twisted.web.static import File
 
+from sip.pool import CapacityError
+
 from .conference import ConferenceFull
 from .config import ROOM_NAME
 from .confirm import PIN_PATTERN
@@ -193,12 +195,10 @@ class HostApi(Resource):
             raise ApiError(503, str(exc)) from None
         except ConferenceFull as exc:
             raise ApiError(409, str(exc)) from None
+        except CapacityError as exc:
+            raise ApiError(503, str(exc)) from None
         except ValueError as exc:
             raise ApiError(400, f"field 'uri': {exc}") from None
-        except Exception as exc:  # capacity and the like, from the SIP pool
-            if type(exc).__name__ == "CapacityError":
-                raise ApiError(503, str(exc)) from None
-            raise
         return 201, {
             "leg": leg.leg_id,
             "state": leg.state,
