@@ -165,41 +165,21 @@ class RateGroupBuffer:
 
     def push(self, row: int, samples: Int16Array) -> None:
         """Appends a leg's samples (int16, its own rate) to its buffer."""
-        # the hot path: plain ints and a row view, no numpy scalars
-        count = len(samples)
-        self._pushed[row] += 1
+        self.push_bytes(row, np.ascontiguousarray(samples).data.cast("B"))
 
-        writes = self._writes
-        write = writes[row]
-        if write <= self.read:
-            # idle until now: start again behind a target of silence
-            self._prime(row)
-            write = writes[row]
-        if write + count - self.read > self._limit:
-            stats = self.stats[row]
-            stats.overflows += 1
-            stats.samples_dropped += count
-            return
+    def push_bytes(self, row: int, data: bytes | memoryview) -> None:
+        """Appends samples given as bytes in the machine's byte order.
 
-        line = self._lines[row]
-        pos = write % self.ring_len
-        end = pos + count
-        if end <= self.ring_len:
-            line[pos:end] = samples
-        else:
-            first = self.ring_len - pos
-            line[pos:] = samples[:first]
-            line[: count - first] = samples[first:]
-        writes[row] = write + count
-
-    def push_bytes(self, row: int, data: bytes) -> None:
-        """:meth:`push` for wire audio: s16le bytes, copied without numpy."""
+        The hot path (every leg, every frame): plain ints and a byte view of
+        the row, no numpy scalars, no array made.
+        """
         count = len(data) >> 1
         self._pushed[row] += 1
 
         writes = self._writes
         write = writes[row]
         if write <= self.read:
+            # idle until now: start again behind a target of silence
             self._prime(row)
             write = writes[row]
         if write + count - self.read > self._limit:
