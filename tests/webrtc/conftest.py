@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
+from tests.bridge.harness import BridgeProcess, write_config
 from webrtc import ice
 
 T = TypeVar("T")
@@ -31,3 +33,14 @@ def run() -> Callable[[Callable[[], Awaitable[T]], float], T]:
         return asyncio.run(bounded())
 
     return runner
+
+
+@pytest.fixture(scope="module")
+def bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BridgeProcess]:
+    """A real bridge (SIP off) shared by the tests of one module."""
+    directory: Path = tmp_path_factory.mktemp("bridge")
+    process = BridgeProcess(write_config(directory), log_level="info")
+    try:
+        yield process
+    finally:
+        process.close()

@@ -11,13 +11,11 @@ middle of a live session.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.bridge.harness import BridgeProcess, write_config
+from tests.bridge.harness import BridgeProcess
 from tests.e2e.browser import tone_power
 from tests.webrtc.client import Client, dominant_frequency, wait_for
 from tests.webrtc.wsclient import SignallingClient
@@ -25,16 +23,6 @@ from tests.webrtc.wsclient import SignallingClient
 ROOM = "demo"
 ANN_HZ = 523.0
 BOB_HZ = 784.0
-
-
-@pytest.fixture(scope="module")
-def bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BridgeProcess]:
-    directory: Path = tmp_path_factory.mktemp("bridge")
-    process = BridgeProcess(write_config(directory), log_level="info")
-    try:
-        yield process
-    finally:
-        process.close()
 
 
 async def roster(bridge: BridgeProcess) -> dict[str, Any]:

@@ -13,12 +13,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.bridge.harness import BridgeProcess, write_config
+from tests.bridge.harness import BridgeProcess
 from tests.e2e.browser import Chromium
 
 pytestmark = pytest.mark.skipif(
@@ -26,16 +25,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 REFUSED = "room or password not accepted"
-
-
-@pytest.fixture(scope="module")
-def bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BridgeProcess]:
-    directory: Path = tmp_path_factory.mktemp("bridge")
-    process = BridgeProcess(write_config(directory), log_level="info")
-    try:
-        yield process
-    finally:
-        process.close()
 
 
 @pytest.fixture(scope="module")
